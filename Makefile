@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint format bench demo demo-quick reliability clean
+.PHONY: setup test-deps test lint format bench demo demo-quick reliability clean
 
 setup: $(STAMP)
 
@@ -19,7 +19,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]" "$(TORCH_PIN)"
 	@touch $(STAMP)
 
-test: setup
+# Debian's docker-compose and prometheus, for tests/deploy. Without them
+# (no apt, no root) those tests skip, except in CI, which requires them.
+test-deps:
+	@bash scripts/install-test-deps.sh || echo "warning: deploy tools missing; tests/deploy will skip"
+
+test: setup test-deps
 	$(BIN)/python -m pytest -q
 
 lint: setup
