@@ -38,6 +38,9 @@ format: setup
 bench: setup
 	$(BIN)/python -m bench.run
 
+reliability: setup
+	$(BIN)/python -m reliability.run
+
 demo: setup
 	$(BIN)/rlaif demo
 

@@ -27,6 +27,7 @@ from services.chat.protocol import (
 )
 from services.chat.serving import LOG_SCHEMA, ChatLimits, ChatServing
 from services.common import (
+    ApiKeyMiddleware,
     BodySizeLimitMiddleware,
     RequestLog,
     health_router,
@@ -124,4 +125,7 @@ def build_app(
     )
     app.include_router(health_router(lambda: backend.ready))
     app.include_router(metrics_router(registry))
+    # Added last, so it runs first: metrics, docs and unknown paths need the
+    # key too, and no body is read before it is checked.
+    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key_value())
     return app

@@ -18,11 +18,32 @@ Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length"]
 
 
+def _encodable(text: str) -> str:
+    """Refuse unpaired surrogates (issue 8).
+
+    A JSON escape such as ``"\\ud800"`` parses into a Python string that
+    the tokenizer cannot encode: a 500 before this check, now a 400.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"text has an unpaired surrogate at position {exc.start}: send valid "
+            "UTF-8 (escape astral characters as a surrogate pair)"
+        ) from None
+    return text
+
+
 class TextPart(BaseModel):
     """One part of a message in the list form of ``content``."""
 
     type: Literal["text"]
     text: str
+
+    @field_validator("text")
+    @classmethod
+    def _text_is_encodable(cls, value: str) -> str:
+        return _encodable(value)
 
 
 class ChatMessage(BaseModel):
@@ -32,6 +53,11 @@ class ChatMessage(BaseModel):
 
     role: Role
     content: str | list[TextPart]
+
+    @field_validator("content")
+    @classmethod
+    def _content_is_encodable(cls, value: str | list[TextPart]) -> Any:
+        return _encodable(value) if isinstance(value, str) else value
 
     def text(self) -> str:
         """The content as one string (list parts are joined)."""

@@ -4,7 +4,7 @@ The judge server and the chat service build their apps from these, so both
 answer errors, keys, health probes and scrapes the same way.
 """
 
-from services.common.auth import require_api_key
+from services.common.auth import ApiKeyMiddleware, require_api_key
 from services.common.body_limit import BodySizeLimitMiddleware
 from services.common.errors import (
     AuthenticationError,
@@ -23,6 +23,7 @@ from services.common.request_log import RequestLog
 from services.common.settings import ServiceSettings
 
 __all__ = [
+    "ApiKeyMiddleware",
     "AuthenticationError",
     "BadRequestError",
     "BodySizeLimitMiddleware",

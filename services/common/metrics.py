@@ -22,6 +22,7 @@ from pathlib import Path
 from fastapi import APIRouter, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     generate_latest,
     multiprocess,
@@ -59,12 +60,19 @@ def new_registry() -> CollectorRegistry:
 
 
 def exposition(registry: CollectorRegistry) -> bytes:
-    """The text exposition of ``registry``, or of all workers' files."""
+    """The text exposition of ``registry``, or of all workers' files.
+
+    The process-wide default registry follows: it holds the process and GC
+    collectors and, when vLLM runs in-process, the engine's own ``vllm:``
+    metrics (queue, KV cache, prefix cache), which the dashboards read.
+    """
     if multiprocess_dir() is None:
-        return generate_latest(registry)
-    combined = CollectorRegistry()
-    multiprocess.MultiProcessCollector(combined)
-    return generate_latest(combined)
+        ours = generate_latest(registry)
+    else:
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)
+        ours = generate_latest(combined)
+    return ours + generate_latest(REGISTRY)
 
 
 def metrics_router(registry: CollectorRegistry) -> APIRouter:

@@ -85,6 +85,7 @@ class RequestLog:
         """Write the buffered rows as one complete file; return its path."""
         with self._lock:
             rows, self._rows = self._rows, []
+        rows = _encodable_rows(rows)
         if not rows:
             return None
         with self._write_lock:
@@ -129,3 +130,33 @@ class RequestLog:
             logger.error("could not write %d request log rows to %s", len(rows), final)
             raise
         return final
+
+
+def _encodable_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows whose strings are valid UTF-8; the others dropped, warned.
+
+    Client text can carry an unpaired surrogate (valid JSON, ``"\\ud800"``)
+    that Arrow cannot encode; without this one such row would cost every
+    row of its file.
+    """
+    kept = [row for row in rows if _encodable(row)]
+    if len(kept) < len(rows):
+        logger.warning(
+            "%d request log rows dropped: a string is not valid UTF-8",
+            len(rows) - len(kept),
+        )
+    return kept
+
+
+def _encodable(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_encodable(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_encodable(v) for v in value)
+    return True

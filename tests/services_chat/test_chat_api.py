@@ -340,6 +340,8 @@ def test_api_key_is_required(service):
             bad.models.list()
     assert httpx.get(f"{service.url}/healthz").status_code == 200
     assert httpx.get(f"{service.url}/readyz").status_code == 200
+    for path in ("/metrics", "/openapi.json", "/docs", "/no-such-route"):
+        assert httpx.get(f"{service.url}{path}").status_code == 401
 
 
 def test_metrics_count_requests_tokens_and_first_token_latency(client, service):
@@ -347,7 +349,7 @@ def test_metrics_count_requests_tokens_and_first_token_latency(client, service):
     with pytest.raises(openai.NotFoundError):
         ask(client, model="nope")
 
-    text = httpx.get(f"{service.url}/metrics").text
+    text = httpx.get(f"{service.url}/metrics", headers=AUTH).text
 
     assert _sample(text, 'rlaif_chat_requests_total{model="base",status="200"}') >= 1
     assert (
@@ -387,5 +389,5 @@ def test_client_leaving_mid_stream_is_logged_as_499_and_frees_the_model(
     row = _logged_row(service, first["id"])
     assert row["status"] == 499 and row["completion_tokens"] < 300
     assert ask(client).choices[0].message.content == scripted.reply
-    metrics = httpx.get(f"{service.url}/metrics").text
+    metrics = httpx.get(f"{service.url}/metrics", headers=AUTH).text
     assert _sample(metrics, "rlaif_chat_in_flight_requests") == 0

@@ -1,0 +1,225 @@
+"""Start the judge and the chat service as real subprocesses on loopback.
+
+Each service runs the command a user runs (``rlaif judge serve``, ``rlaif
+chat serve``) on a free 127.0.0.1 port, with its stdout and stderr in a
+file so the security checks can search the logs for keys afterwards.
+:class:`ServiceProcess` can be stopped gently, killed with SIGKILL (the
+fault checks) and restarted on the same port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from reliability import ServiceStartError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+JUDGE_CONFIG = REPO_ROOT / "configs" / "judge" / "cpu.yaml"
+TINY_CORPUS = [
+    "How do I cook lentils? Simmer them with cumin, garlic and tomato.",
+    "Try a chickpea curry with rice and spinach, or a bean chili.",
+    "A tofu scramble with peppers and onions makes a quick breakfast.",
+    "What can I cook tonight? A mushroom risotto with parmesan and thyme.",
+]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServiceProcess:
+    """One service subprocess on ``127.0.0.1:port``; a context manager."""
+
+    def __init__(
+        self,
+        command: list[str],
+        port: int,
+        log_path: Path,
+        *,
+        env: dict[str, str] | None = None,
+        api_key: str | None = None,
+        startup_timeout: float = 180.0,
+    ) -> None:
+        self.command = command
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+        self.api_key = api_key
+        self.startup_timeout = startup_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header clients with the key send."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the service is not running"
+        return self.process.pid
+
+    def start(self) -> ServiceProcess:
+        """Start the process and wait for ``/readyz``; raise with its log."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=log
+        )
+        log.close()
+        self._wait_ready()
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM, so the service flushes its log; SIGKILL after 20 s."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown hook runs, buffered rows are lost."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=20)
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the process, from /proc (Linux)."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServiceStartError(
+                    f"{self.command[3:5]} exited with status "
+                    f"{self.process.returncode}:\n{self.log_text()[-3000:]}"
+                )
+            try:
+                response = httpx.get(f"{self.url}/readyz", timeout=2.0)
+                if response.status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.kill9()
+        raise ServiceStartError(
+            f"service on port {self.port} was not ready after "
+            f"{self.startup_timeout}s:\n{self.log_text()[-3000:]}"
+        )
+
+
+def judge_config(folder: Path, **sections: dict[str, Any]) -> Path:
+    """The CPU judge config with ``sections`` merged in, written to ``folder``."""
+    raw = yaml.safe_load(JUDGE_CONFIG.read_text(encoding="utf-8"))
+    raw["rubrics_dir"] = str(REPO_ROOT / raw["rubrics_dir"])
+    raw.setdefault("server", {})["log_dir"] = str(folder / "logs")
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    path = folder / "judge.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+def judge_process(
+    folder: Path,
+    *,
+    api_key: str | None = None,
+    port: int | None = None,
+    **sections: dict[str, Any],
+) -> ServiceProcess:
+    """``rlaif judge serve`` with the CPU embedding backend (not started)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = judge_config(folder, **sections)
+    port = port or free_port()
+    command = [sys.executable, "-m", "rlaif.cli", "judge", "serve"]
+    command += ["--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["RLAIF_JUDGE_API_KEY"] = api_key or ""
+    return ServiceProcess(command, port, folder / "judge.log", env=env, api_key=api_key)
+
+
+def build_tiny_base(folder: Path) -> Path:
+    """A tiny Llama and tokenizer saved in ``folder`` (seconds on CPU)."""
+    if (folder / "config.json").is_file():
+        return folder
+    import torch
+
+    from rlaif.tiny_model import TinyLlamaShape, init_tiny_llama, train_tokenizer
+
+    torch.set_num_threads(1)
+    tokenizer = train_tokenizer(TINY_CORPUS * 8, vocab_size=320)
+    shape = TinyLlamaShape(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
+    model = init_tiny_llama(tokenizer, shape, seed=0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def chat_process(
+    folder: Path,
+    base: Path,
+    *,
+    api_key: str | None = None,
+    **settings: Any,
+) -> ServiceProcess:
+    """``rlaif chat serve`` on the tiny base (not started)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    values: dict[str, Any] = {
+        "backend": "transformers",
+        "device": "cpu",
+        "dtype": "float32",
+        "torch_threads": 1,
+        "max_model_len": 512,
+        "max_tokens_limit": 32,
+        "default_max_tokens": 16,
+        "max_pending_requests": 32,
+        "log_flush_rows": 64,
+        "log_flush_seconds": 1.0,
+        **settings,
+    }
+    config = folder / "chat.yaml"
+    config.write_text(yaml.safe_dump(values), encoding="utf-8")
+    port = free_port()
+    command = [sys.executable, "-m", "rlaif.cli", "chat", "serve"]
+    command += ["--config", str(config), "--base", str(base)]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    command += ["--log-dir", str(folder / "logs")]
+    env = {"OMP_NUM_THREADS": "1", "RLAIF_CHAT_API_KEY": api_key or ""}
+    return ServiceProcess(command, port, folder / "chat.log", env=env, api_key=api_key)
