@@ -9,6 +9,7 @@ shown, log lines stay in the file):
     judge      -> <out>/judge_validation.json   refuses a judge below 0.85
     train      -> <out>/ppo             PPO + LoRA against the judge over HTTP
     eval       -> <out>/eval.json       base vs tuned on the hold-out questions
+    (--with-dpo: dpo_pairs, dpo_train, dpo_eval; see rlaif.demo_dpo)
     report     -> <out>/report.{md,json}, <out>/plots/*.png
 
 The judge server is a separate process on a free localhost port, started
@@ -63,6 +64,7 @@ class DemoOptions:
     judge_eval: Path = Path("data/judge_eval.jsonl")
     train_config: Path = Path("configs/train/cpu-tiny.yaml")
     with_dpo: bool = False
+    dpo_config: Path = Path("configs/train/cpu-tiny-dpo.yaml")
 
     @property
     def sizes(self) -> dict:
@@ -352,7 +354,13 @@ def stage_eval(run: DemoRun) -> dict:
 
 
 def stage_report(run: DemoRun) -> dict:
-    from rlaif.report import build_report, headline_table, read_metrics, write_report
+    from rlaif.report import (
+        build_report,
+        headline_table,
+        read_metrics,
+        repo_relative,
+        write_report,
+    )
 
     evaluation = json.loads(run.path("eval.json").read_text())
     timings = {name: round(seconds, 1) for name, seconds in run.timings.items()}
@@ -382,6 +390,12 @@ def stage_report(run: DemoRun) -> dict:
             **run.options.sizes,
         },
     )
+    if run.options.with_dpo:  # a DPO column next to base and PPO
+        report["dpo"] = run.state["dpo_eval"]["result"]["dpo"]
+        report["dpo_train"] = run.state["dpo_train"]["result"]
+        report["artifacts"]["dpo_adapter"] = repo_relative(run.path("dpo"))
+        report["artifacts"]["dpo_pairs"] = repo_relative(run.path("dpo_pairs.parquet"))
+        report["artifacts"]["eval_dpo"] = repo_relative(run.path("eval_dpo.json"))
     metrics = read_metrics(run.path("ppo/metrics.jsonl"))
     json_path, md_path = write_report(run.out, report, evaluation, metrics)
     return {"table": headline_table(report), "met": report["target"]["met"]}
@@ -389,13 +403,7 @@ def stage_report(run: DemoRun) -> dict:
 
 def build_stages(options: DemoOptions) -> list[Stage]:
     """The stages of this run, in order: the one place to add a stage."""
-    if options.with_dpo:
-        raise NotImplementedError(
-            "--with-dpo is not supported with rlaif demo yet: a DPO stage "
-            "(pairs labelled by the judge, then `rlaif train` with algo dpo) "
-            "goes into rlaif.demo.build_stages after the train stage"
-        )
-    return [
+    stages = [
         Stage("bootstrap", "train the tiny base policy", stage_bootstrap,
               outputs=("base",), inputs=("corpus",)),
         Stage("prompts", "generate train and hold-out questions", stage_prompts,
@@ -408,10 +416,14 @@ def build_stages(options: DemoOptions) -> list[Stage]:
               outputs=("ppo/summary.json",), inputs=("train_config",)),
         Stage("eval", "base vs tuned on the hold-out questions", stage_eval,
               outputs=("eval.json",)),
-        # DPO and chat stages will be added here (see --with-dpo).
         Stage("report", "report.md, report.json and plots", stage_report,
               outputs=("report.json", "report.md")),
     ]  # fmt: skip
+    if options.with_dpo:  # pairs, DPO training and its eval, before the report
+        from rlaif.demo_dpo import dpo_stages
+
+        stages[-1:-1] = dpo_stages()
+    return stages
 
 
 # ----------------------------------------------------------------- driver
@@ -454,12 +466,15 @@ def _run_stage(run: DemoRun, stage: Stage) -> None:
 
 def _clean(out: Path) -> None:
     """Remove what an earlier demo wrote into `out` (and nothing else)."""
-    for name in ("base", "prompts", "ppo", "plots", "logs"):
+    for name in ("base", "prompts", "ppo", "dpo", "plots", "logs"):
         shutil.rmtree(out / name, ignore_errors=True)
     for name in (
         "state.json",
         "judge_validation.json",
         "eval.json",
+        "eval_dpo.json",
+        "dpo_pairs.parquet",
+        "dpo_pairs.stats.json",
         "report.json",
         "report.md",
     ):
@@ -514,6 +529,7 @@ def _handle(args: argparse.Namespace) -> int:
         train_config=args.train_config,
         judge_config=args.judge_config,
         with_dpo=args.with_dpo,
+        dpo_config=args.dpo_config,
     )
     try:
         state = run_demo(options)
@@ -554,6 +570,11 @@ def register(subparsers) -> None:
         "--judge-config", type=Path, default=Path("configs/judge/cpu.yaml")
     )
     parser.add_argument(
-        "--with-dpo", action="store_true", help="Also run offline DPO (not yet)."
+        "--with-dpo",
+        action="store_true",
+        help="Also run offline DPO (judge-labelled pairs) and report it next to PPO.",
+    )
+    parser.add_argument(
+        "--dpo-config", type=Path, default=Path("configs/train/cpu-tiny-dpo.yaml")
     )
     parser.set_defaults(handler=_handle)

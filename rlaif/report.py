@@ -165,23 +165,36 @@ def _fmt(value, kind: str = "f") -> str:
 def headline_table(report: dict) -> str:
     """The table the terminal shows and report.md opens with (Markdown)."""
     base, tuned, target = report["base"], report["tuned"], report["target"]
+    dpo = report.get("dpo")  # present with `rlaif demo --with-dpo`
     rows = [
         ("non-veg rate (judge, score < 0.5)", "non_veg_rate_judge", "%"),
         ("non-veg rate (lexicon)", "non_veg_rate_lexicon", "%"),
         ("mean judge score", "mean_score", "f"),
         ("answers that stop at EOS", "stopped_rate", "%"),
     ]
-    lines = [f"| hold-out (n={base['n']}) | base | tuned |", "|---|---:|---:|"]
+    models = [base, tuned] + ([dpo] if dpo else [])
+    algo = (report.get("train") or {}).get("algo") or "tuned"
+    header = f"| base | tuned ({algo}) | dpo |" if dpo else "| base | tuned |"
+    lines = [
+        f"| hold-out (n={base['n']}) {header}",
+        "|---" + "|---:" * len(models) + "|",
+    ]
     for label, key, kind in rows:
-        lines.append(
-            f"| {label} | {_fmt(base.get(key), kind)} | {_fmt(tuned.get(key), kind)} |"
-        )
+        cells = " | ".join(_fmt(model.get(key), kind) for model in models)
+        lines.append(f"| {label} | {cells} |")
     lines.append(
         f"| relative drop (judge / lexicon) | | "
         f"{_fmt(target['relative_drop_judge'], '%')} / "
         f"{_fmt(target['relative_drop_lexicon'], '%')} |"
+        + (f" {_dpo_drops(base, dpo)} |" if dpo else "")
     )
     return "\n".join(lines)
+
+
+def _dpo_drops(base: dict, dpo: dict) -> str:
+    judge = relative_drop(base["non_veg_rate_judge"], dpo["non_veg_rate_judge"])
+    lexicon = relative_drop(base["non_veg_rate_lexicon"], dpo["non_veg_rate_lexicon"])
+    return f"{_fmt(judge, '%')} / {_fmt(lexicon, '%')}"
 
 
 def _examples(evaluation: dict, limit: int = 6) -> list[str]:
@@ -232,6 +245,14 @@ def render_markdown(report: dict, evaluation: dict, plots: dict[str, Path]) -> s
         f"KL at the end {_fmt(train['kl_last'])}.",
         "",
     ]
+    if report.get("dpo_train"):
+        dpo = report["dpo_train"]
+        lines += [
+            f"dpo, {dpo['steps']} steps on {dpo['pairs']} judge-labelled pairs: "
+            f"loss {_fmt(dpo['loss_first'])} -> {_fmt(dpo['loss_last'])}, reward "
+            f"margin {_fmt(dpo['margin_first'])} -> {_fmt(dpo['margin_last'])}.",
+            "",
+        ]
     for name, path in plots.items():
         # report.md sits next to the plots folder.
         lines += [f"![{name}](plots/{Path(path).name})", ""]

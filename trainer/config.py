@@ -196,10 +196,87 @@ class GroupConfig:
             )
 
 
+DPO_LOSS_TYPES = ("sigmoid", "ipo", "hinge", "robust")
+
+
 @dataclass(kw_only=True)
 class DPOSection:
-    beta: float = _help("DPO beta.", 0.1)
-    pairs: str | None = _help("JSONL of {prompt, chosen, rejected}.", None)
+    """Offline DPO: pair building (`rlaif dpo pairs`) and training."""
+
+    beta: float = _help(
+        "DPO beta: how far the policy may move from the reference (the base "
+        "with its adapter disabled); higher stays closer.",
+        0.1,
+    )
+    pairs: str | None = _help(
+        "Pairs file to train on: .parquet or .jsonl rows {prompt, chosen, "
+        "rejected, [chosen_score, rejected_score, judge]}; prompt is the "
+        "question, rendered with prompts.system_prompt and the chat template.",
+        None,
+    )
+    loss_type: str = _help(f"TRL loss type: {' | '.join(DPO_LOSS_TYPES)}.", "sigmoid")
+    label_smoothing: float = _help(
+        "Probability that a pair's label is wrong (robust/cDPO); 0 trusts the judge.",
+        0.0,
+    )
+    sft_weight: float = _help(
+        "Weight of an added NLL loss on the chosen answer (RPO); > 0 keeps "
+        "the chosen answers likely, and with them EOS, where plain DPO can "
+        "lower both answers' likelihood and stop ending its answers.",
+        0.0,
+    )
+    max_length: int = _help("Prompt + answer tokens kept per sequence.", 1024)
+    precompute_ref_log_probs: bool = _help(
+        "Compute the reference log-probs once before training (saves a "
+        "forward pass per step when pairs are reused over epochs).",
+        False,
+    )
+    num_samples: int = _help("rlaif dpo pairs: answers sampled per prompt (K).", 4)
+    margin: float = _help(
+        "rlaif dpo pairs: smallest judge score gap between best and worst "
+        "answer that makes a pair; a smaller gap skips the prompt.",
+        0.2,
+    )
+    chosen_min_score: float | None = _help(
+        "rlaif dpo pairs: the chosen answer must score at least this (e.g. 0.7 "
+        "as the original system did); null: no bound.",
+        None,
+    )
+    rejected_max_score: float | None = _help(
+        "rlaif dpo pairs: the rejected answer must score at most this (e.g. "
+        "0.3); null: no bound.",
+        None,
+    )
+    sample_batch_size: int = _help(
+        "rlaif dpo pairs: prompts sampled per generate call.", 16
+    )
+
+    def __post_init__(self) -> None:
+        _positive("dpo", beta=self.beta, max_length=self.max_length)
+        _positive("dpo", sample_batch_size=self.sample_batch_size)
+        if self.sft_weight < 0 or not math.isfinite(self.sft_weight):
+            raise _fail("dpo", "sft_weight", self.sft_weight, "use a value >= 0")
+        if self.loss_type not in DPO_LOSS_TYPES:
+            raise _fail(
+                "dpo", "loss_type", self.loss_type, f"use {' | '.join(DPO_LOSS_TYPES)}"
+            )
+        if not 0 <= self.label_smoothing < 0.5:
+            raise _fail(
+                "dpo",
+                "label_smoothing",
+                self.label_smoothing,
+                "use a value in [0, 0.5)",
+            )
+        if self.num_samples < 2:
+            raise _fail(
+                "dpo", "num_samples", self.num_samples, "use at least 2 to compare"
+            )
+        if not 0 <= self.margin < 1:
+            raise _fail("dpo", "margin", self.margin, "use a score gap in [0, 1)")
+        for name in ("chosen_min_score", "rejected_max_score"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                raise _fail("dpo", name, value, "use a score in (0, 1) or null")
 
 
 @dataclass(kw_only=True)

@@ -3,6 +3,7 @@
     TrainerError
     ├── ConfigError             a config field has a bad value (names the fix)
     ├── PromptsError            the prompts file is missing, empty or malformed
+    ├── PairsError              a DPO pairs file is missing, empty or malformed
     ├── JudgeError              the judge could not give usable rewards
     │   ├── JudgeUnavailableError   every judge URL stayed down too long
     │   └── JudgeProtocolError      the judge refused the request (4xx)
@@ -25,6 +26,10 @@ class ConfigError(TrainerError, ValueError):
 
 class PromptsError(TrainerError):
     """The training prompts cannot be read."""
+
+
+class PairsError(TrainerError):
+    """A DPO preference-pairs file cannot be used for training."""
 
 
 class JudgeError(TrainerError):

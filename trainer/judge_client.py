@@ -140,6 +140,8 @@ class JudgeClient:
         self.retry_max_s = retry_max_s
         self.retry_invalid = retry_invalid
         self.stats = JudgeClientStats()
+        # The judge model's name from the latest reply (DPO pairs record it).
+        self.judge_name: str | None = None
         self._max_concurrency = max_concurrency
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._transport = transport
@@ -328,7 +330,8 @@ class JudgeClient:
                 f"{response.text[:300]}"
             )
         try:
-            items = response.json()["results"]
+            body = response.json()
+            items = body["results"]
         except (ValueError, KeyError, TypeError) as exc:
             self.stats.failures += 1
             raise _RetryableJudgeError(f"{url} sent a malformed body") from exc
@@ -337,6 +340,8 @@ class JudgeClient:
             got = len(items) if isinstance(items, list) else type(items).__name__
             raise _RetryableJudgeError(f"{url} sent {got} results for {expected} texts")
         self.stats.texts += expected
+        if isinstance(body.get("judge"), str):
+            self.judge_name = body["judge"]
         return [JudgeResult.from_payload(item) for item in items]
 
 

@@ -133,6 +133,9 @@ class PrometheusExporter:
 class RunMonitor(TrainerCallback):
     """Collects each step's metrics and samples and writes them out."""
 
+    # The progress bar's postfix: label -> (metric name, decimals).
+    bar_fields = {"reward": ("reward/mean", 3), "kl": ("objective/kl", 4)}
+
     def __init__(
         self,
         out_dir: Path,
@@ -247,8 +250,10 @@ class RunMonitor(TrainerCallback):
         if self._bar is not None:
             self._bar.update(max(step - self._bar.n, 0))
             self._bar.set_postfix(
-                reward=f"{row['reward/mean']:.3f}",
-                kl=f"{row.get('objective/kl', 0.0):.4f}",
+                {
+                    label: f"{row.get(name, 0.0):.{digits}f}"
+                    for label, (name, digits) in self.bar_fields.items()
+                }
             )
 
     def flush(self) -> None:

@@ -3,7 +3,8 @@
 Steps: load tokenizer and prompts, connect the judge, build the algorithm's
 trainer, resume from the newest checkpoint if asked, train, and write the
 artifacts (adapter, tokenizer, generation config, metrics, samples,
-summary).
+summary). DPO is offline: `trainer.dpo` reads its pairs file instead and
+never calls the judge.
 
 A judge outage or an invalid-score rate over the limit ends the run the same
 way: a checkpoint of the last completed step, `summary.json` with the
@@ -90,14 +91,22 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start_step, checkpoint = _resume_point(out_dir, resume)
-    if config.algo == "dpo":
-        raise NotImplementedError("algo='dpo' is not supported with rlaif train yet")
     set_seed(config.optim.seed + start_step)
     if config.optim.torch_threads:
         import torch
 
         torch.set_num_threads(config.optim.torch_threads)
     is_main = distributed_state().is_main_process
+    if config.algo == "dpo":  # offline: pairs file in, no judge client
+        from trainer.dpo import train_dpo
+
+        return train_dpo(
+            config,
+            out_dir,
+            start_step=start_step,
+            checkpoint=checkpoint,
+            is_main=is_main,
+        )
 
     tokenizer = load_tokenizer(config.model, config.tokenizer)
     p = config.prompts

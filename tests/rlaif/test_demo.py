@@ -16,9 +16,18 @@ REPO = Path(__file__).resolve().parents[2]
 METRIC_KEYS = {"n", "non_veg_rate_judge", "non_veg_rate_lexicon", "mean_score"}
 
 
-def _rlaif_demo(out: Path) -> subprocess.CompletedProcess:
+def _rlaif_demo(out: Path, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "rlaif.cli", "demo", "--quick", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "rlaif.cli",
+            "demo",
+            "--quick",
+            "--out",
+            str(out),
+            *flags,
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -110,12 +119,24 @@ def test_judge_below_the_accuracy_bar_stops_the_demo_unless_forced(
     assert state["judge_validation"]["result"]["accuracy"] == 0.6
 
 
-def test_with_dpo_is_refused_before_any_work(tmp_path, capsys):
-    from rlaif.cli import main
+def test_with_dpo_adds_a_dpo_column_and_entry_reusing_the_ppo_stages(quick_demo):
+    out, first = quick_demo
+    assert first.returncode == 0
+    result = _rlaif_demo(out, "--with-dpo")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
 
-    assert main(["demo", "--with-dpo", "--fresh", "--out", str(tmp_path)]) == 2
-    assert "--with-dpo is not supported with rlaif demo" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
+    for stage in ("bootstrap", "prompts", "judge_validation", "train", "eval"):
+        assert f"reuse  {stage}" in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert METRIC_KEYS <= report["dpo"].keys() and report["dpo"]["n"] == 20
+    assert report["dpo_train"]["algo"] == "dpo" and report["dpo_train"]["steps"] == 2
+    assert report["dpo_train"]["pairs"] >= 1
+    assert (out / "dpo" / "adapter_config.json").is_file()
+    # Same seeds as PPO's eval: the base answers are the very same.
+    base_ppo = json.loads((out / "eval.json").read_text())["base"]
+    assert json.loads((out / "eval_dpo.json").read_text())["base"] == base_ppo
+    assert "| base | tuned (ppo) | dpo |" in (out / "report.md").read_text()
+    assert "tuned (ppo) | dpo |" in result.stdout
 
 
 def test_editing_an_input_file_reruns_that_stage_and_the_later_ones(
