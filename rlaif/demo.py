@@ -11,13 +11,14 @@ shown, log lines stay in the file):
     eval       -> <out>/eval.json       base vs tuned on the hold-out questions
     (--with-dpo: dpo_pairs, dpo_train, dpo_eval; see rlaif.demo_dpo)
     report     -> <out>/report.{md,json}, <out>/plots/*.png
+    chat       -> <out>/chat.json       one hold-out question asked over HTTP
+                                        of the chat service serving the adapter
 
 The judge server is a separate process on a free localhost port, started
 only when a stage needs it and always stopped at the end (its log is
 `<out>/logs/judge_server.log`). A finished stage is recorded in
 `<out>/state.json` and reused by the next run with the same settings, unless
-`--fresh`. `build_stages` is the one place to add a stage (the DPO and chat
-stages will hook in there).
+`--fresh`. `build_stages` is the one place to add a stage.
 """
 
 from __future__ import annotations
@@ -401,6 +402,28 @@ def stage_report(run: DemoRun) -> dict:
     return {"table": headline_table(report), "met": report["target"]["met"]}
 
 
+def stage_chat(run: DemoRun) -> dict:
+    """Serve base + tuned adapter with `rlaif chat serve` and ask one question."""
+    from services.chat.smoke import ask_once
+
+    holdout = run.path("prompts/holdout.txt").read_text().splitlines()
+    question = next(line for line in holdout if line.strip())
+    answer = ask_once(
+        run.path("base"),
+        run.path("ppo"),
+        question,
+        max_tokens=run.options.sizes["tokens"],
+        log_dir=run.path("logs"),
+    )
+    result = {"question": question, "answer": answer, "model": "tuned"}
+    run.path("chat.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+# Stages that are cheap and show this run's state: never reused.
+ALWAYS_RUN = ("report", "chat")
+
+
 def build_stages(options: DemoOptions) -> list[Stage]:
     """The stages of this run, in order: the one place to add a stage."""
     stages = [
@@ -418,11 +441,13 @@ def build_stages(options: DemoOptions) -> list[Stage]:
               outputs=("eval.json",)),
         Stage("report", "report.md, report.json and plots", stage_report,
               outputs=("report.json", "report.md")),
+        Stage("chat", "ask the chat service serving the adapter", stage_chat,
+              outputs=("chat.json",)),
     ]  # fmt: skip
     if options.with_dpo:  # pairs, DPO training and its eval, before the report
         from rlaif.demo_dpo import dpo_stages
 
-        stages[-1:-1] = dpo_stages()
+        stages[-2:-2] = dpo_stages()
     return stages
 
 
@@ -477,6 +502,7 @@ def _clean(out: Path) -> None:
         "dpo_pairs.stats.json",
         "report.json",
         "report.md",
+        "chat.json",
     ):
         (out / name).unlink(missing_ok=True)  # fmt: skip
 
@@ -496,8 +522,8 @@ def run_demo(options: DemoOptions) -> dict:
         # Once a stage reruns, every later stage reruns: they consume its output.
         rerun = False
         for stage in stages:
-            # The report is cheap and reflects this run: always rebuild it.
-            if not rerun and stage.name != "report" and _reusable(run, stage):
+            # The report and the chat question reflect this run: always redo.
+            if not rerun and stage.name not in ALWAYS_RUN and _reusable(run, stage):
                 run.timings[stage.name] = run.state[stage.name]["seconds"]
                 say("reuse", stage.name, "finished earlier (--fresh to redo)")
                 continue
@@ -541,8 +567,11 @@ def _handle(args: argparse.Namespace) -> int:
         return 1
     report = json.loads(options.out.joinpath("report.json").read_text())
     verdict = "met" if report["target"]["met"] else "NOT met"
+    chat = state["chat"]["result"]
     sys.stdout.write(
         "\n" + state["report"]["result"]["table"] + "\n\n"
+        f"chat service ({chat['model']} adapter, over HTTP):\n"
+        f"  Q: {chat['question']}\n  A: {chat['answer']}\n\n"
         f"target (>= 70% relative drop, score up): {verdict}; "
         f"total {report['timings_s'].get('total', 0):.0f}s\n"
         f"report: {options.out / 'report.md'}\n"
