@@ -97,6 +97,7 @@ def build_app(
         limits=ChatLimits(
             max_tokens_limit=settings.max_tokens_limit,
             default_max_tokens=settings.default_max_tokens,
+            default_system_prompt=settings.default_system_prompt,
         ),
         request_log=request_log,
     )

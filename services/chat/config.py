@@ -52,6 +52,11 @@ class ChatSettings(ServiceSettings):
     default_max_tokens: int = Field(
         256, gt=0, description="max_tokens of a request that sets none."
     )
+    default_system_prompt: str | None = Field(
+        None,
+        description="System turn prepended when a request has none; set it to "
+        "the system prompt the adapter was trained under.",
+    )
     max_pending_requests: int = Field(
         64, gt=0, description="Requests queued or running before 503 answers."
     )

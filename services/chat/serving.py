@@ -84,6 +84,9 @@ class ChatLimits:
 
     max_tokens_limit: int = 512
     default_max_tokens: int = 256
+    # Prepended as the first turn when a request brings no system message:
+    # a model tuned under a system prompt answers best under the same one.
+    default_system_prompt: str | None = None
 
 
 @dataclass
@@ -179,6 +182,14 @@ class ChatServing:
 
     # -- admission ---------------------------------------------------------
 
+    def _with_system_prompt(
+        self, messages: Sequence[ChatMessage]
+    ) -> Sequence[ChatMessage]:
+        system = self.limits.default_system_prompt
+        if system is None or any(m.role == "system" for m in messages):
+            return messages
+        return [ChatMessage(role="system", content=system), *messages]
+
     def start_turn(self, request: ChatCompletionRequest) -> ChatTurn:
         """Check ``request`` and start generating; raises ServiceError.
 
@@ -191,7 +202,9 @@ class ChatServing:
                 request.model, base_available=self.backend.base_available
             )
             self._refuse_unsupported(request)
-            prompt_ids = encode_chat(self.backend.tokenizer, request.messages)
+            prompt_ids = encode_chat(
+                self.backend.tokenizer, self._with_system_prompt(request.messages)
+            )
             sampling = self._sampling(request, len(prompt_ids))
             turn_id = completion_id()
             pieces = self.backend.generate(

@@ -1,14 +1,15 @@
 """The CPU default judge on the real MiniLM model shipped on PyPI."""
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
 from judge_server.backends.base import JudgeRequest
 from judge_server.backends.embedding import candidate_phrases
 from judge_server.rubrics import NegationCues
 
+ROOT = Path(__file__).resolve().parents[2]
 CUES = NegationCues(scope_words=4, words=("without", "instead"), suffixes=("-free",))
 
 # Answers like the tiny policy's, none of them in the eval set or the rubric.

@@ -15,14 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from keyword_judge import keyword_score
 
 REPO = Path(__file__).resolve().parents[2]
-MEAT_WORDS = ("chicken", "beef", "pork", "salmon", "tuna", "shrimp", "bacon", "lamb")
-
-
-def keyword_score(text: str) -> float:
-    """The fake judge's rule: 0.1 when a meat word appears, else 0.9."""
-    return 0.1 if any(word in text.lower() for word in MEAT_WORDS) else 0.9
 
 
 class _FakeJudge(BaseHTTPRequestHandler):

@@ -62,7 +62,7 @@ def test_summarise_counts_judge_and_lexicon_separately():
 def test_eval_command_judges_base_and_tuned_over_http(
     tiny_policy, tiny_adapter, fake_judge_url, tmp_path
 ):
-    from conftest import keyword_score
+    from keyword_judge import keyword_score
 
     from rlaif.cli import main
 

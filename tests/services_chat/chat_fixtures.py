@@ -130,7 +130,11 @@ def make_adapter(base_dir: Path, out: Path, seed: int, **lora_options) -> Path:
 
 
 def reference_reply(
-    base_dir: Path, adapter_dir: Path | None, question: str, max_new_tokens: int
+    base_dir: Path,
+    adapter_dir: Path | None,
+    question: str,
+    max_new_tokens: int,
+    system: str | None = None,
 ) -> str:
     """Greedy reply computed with plain transformers + peft, no service code."""
     from peft import PeftModel
@@ -140,8 +144,11 @@ def reference_reply(
     model = AutoModelForCausalLM.from_pretrained(base_dir)
     if adapter_dir is not None:
         model = PeftModel.from_pretrained(model, str(adapter_dir))
+    turns = [{"role": "user", "content": question}]
+    if system is not None:
+        turns.insert(0, {"role": "system", "content": system})
     text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": question}],
+        turns,
         add_generation_prompt=True,
         tokenize=False,
     )

@@ -63,8 +63,14 @@ def test_missing_config_says_which_file(tmp_path):
 
 
 def test_ask_once_answers_through_the_real_command(scripted, adapter_dirs, tmp_path):
+    from rlaif.usecase import SYSTEM_PROMPT
+
     question = "Which soup is vegetarian?"
-    expected = reference_reply(scripted.base_dir, adapter_dirs["veg"], question, 12)
+    # ask_once serves with configs/chat/cpu.yaml, which adds the use case's
+    # system prompt to a request that has none.
+    expected = reference_reply(
+        scripted.base_dir, adapter_dirs["veg"], question, 12, system=SYSTEM_PROMPT
+    )
 
     answer = ask_once(
         scripted.base_dir,
@@ -76,3 +82,9 @@ def test_ask_once_answers_through_the_real_command(scripted, adapter_dirs, tmp_p
 
     assert answer == expected
     assert list((tmp_path / "logs" / "chat").rglob("*.parquet"))
+
+
+def test_cpu_config_prompts_like_training_when_the_client_sends_no_system():
+    from rlaif.usecase import SYSTEM_PROMPT
+
+    assert load_settings(CONFIGS / "cpu.yaml").default_system_prompt == SYSTEM_PROMPT
