@@ -37,13 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a user can cause and fix: a bad value (pydantic's ValidationError and
+# json's JSONDecodeError are ValueErrors) or a missing or unreadable file.
+USER_ERRORS = (ValueError, OSError)
+EXIT_USAGE = 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except USER_ERRORS as exc:
+        # One line the user can act on; the traceback only when asked for.
+        if args.log_level.upper() == "DEBUG":
+            raise
+        sys.stderr.write(
+            f"rlaif {args.command}: error: {exc}\n"
+            "(run with --log-level DEBUG for the traceback)\n"
+        )
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

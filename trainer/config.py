@@ -503,16 +503,45 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def _coerce_numbers(section: str, raw: dict[str, Any], cls: type) -> dict[str, Any]:
-    """YAML reads `1e-3` (no dot) as a string; accept it for float fields."""
+    """Check each value against its field's type before any validation runs.
+
+    YAML reads `1e-3` (no dot) as a string; that is accepted for float
+    fields. Anything else of the wrong type (a string where a list of URLs
+    belongs, `true` for a step count) is refused here with the field named,
+    rather than failing later in a comparison or being split into letters.
+    """
     types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
     out = dict(raw)
     for key, value in raw.items():
-        if isinstance(value, str) and types[key].startswith("float"):
-            try:
-                out[key] = float(value)
-            except ValueError:
-                raise _fail(section, key, value, "use a number") from None
+        out[key] = _checked(section, key, value, types[key])
     return out
+
+
+_SCALARS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _checked(section: str, key: str, value: Any, type_name: str) -> Any:
+    optional = type_name.endswith(" | None")
+    base = type_name.removesuffix(" | None")
+    if value is None:
+        if optional or base not in _SCALARS and not base.startswith("list["):
+            return value
+        raise _fail(section, key, value, f"give a value of type {base}")
+    if base == "list[str]":
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise _fail(section, key, value, "use a YAML list of strings, e.g. [a, b]")
+    if base not in _SCALARS:
+        return value  # a nested section: checked by its own dataclass
+    if base == "float" and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise _fail(section, key, value, "use a number") from None
+    wrong_bool = isinstance(value, bool) and base != "bool"
+    if wrong_bool or not isinstance(value, _SCALARS[base]):
+        raise _fail(section, key, value, f"use a value of type {base}")
+    return value
 
 
 def _refuse_unknown(section: str, raw: dict[str, Any], cls: type) -> None:

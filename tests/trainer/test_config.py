@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,17 @@ def test_cli_reports_a_config_error_with_exit_code_2(tmp_path, capsys):
 
     assert code == 2
     assert "optim.lr=-1 is invalid" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("optim.steps=abc", "optim.steps='abc' is invalid: use a value of type int"),
+        ("judge.urls=http://127.0.0.1:1", "judge.urls='http://127.0.0.1:1'"),
+        ("checkpoints.every=true", "checkpoints.every=True"),
+        ("lora.r=[1]", "lora.r=[1]"),
+    ],
+)
+def test_wrong_types_are_refused_with_the_field_named(override, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_config(CONFIGS / "cpu-tiny.yaml", [override])
