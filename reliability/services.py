@@ -3,25 +3,21 @@
 Each service runs the command a user runs (``rlaif judge serve``, ``rlaif
 chat serve``) on a free 127.0.0.1 port, with its stdout and stderr in a
 file so the security checks can search the logs for keys afterwards.
-:class:`ServiceProcess` can be stopped gently, killed with SIGKILL (the
-fault checks) and restarted on the same port.
+:class:`ServiceProcess` (on :mod:`services.common.process`) can be stopped
+gently, killed with SIGKILL (the fault checks) and restarted on the same port.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from reliability import ServiceStartError
+from services.common import process
+from services.common.process import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JUDGE_CONFIG = REPO_ROOT / "configs" / "judge" / "cpu.yaml"
@@ -33,15 +29,8 @@ TINY_CORPUS = [
 ]
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServiceProcess:
-    """One service subprocess on ``127.0.0.1:port``; a context manager."""
+class ServiceProcess(process.ServiceProcess):
+    """A service with its API key, restartable on the same port and log."""
 
     def __init__(
         self,
@@ -53,50 +42,33 @@ class ServiceProcess:
         api_key: str | None = None,
         startup_timeout: float = 180.0,
     ) -> None:
-        self.command = command
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+        super().__init__(
+            command,
+            port=port,
+            log_path=log_path,
+            name=" ".join(command[3:5]),
+            env={"HF_HUB_OFFLINE": "1", **(env or {})},
+            cwd=REPO_ROOT,
+            startup_timeout=startup_timeout,
+            stop_timeout=20.0,
+            append_log=True,
+        )
         self.api_key = api_key
-        self.startup_timeout = startup_timeout
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def headers(self) -> dict[str, str]:
         """The Authorization header clients with the key send."""
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None, "the service is not running"
-        return self.process.pid
-
-    def start(self) -> ServiceProcess:
-        """Start the process and wait for ``/readyz``; raise with its log."""
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=log
-        )
-        log.close()
-        self._wait_ready()
-        return self
-
-    def stop(self) -> None:
-        """SIGTERM, so the service flushes its log; SIGKILL after 20 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
+    def wait_ready(self, timeout: float | None = None) -> None:
         try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.kill9()
+            super().wait_ready(timeout)
+        except process.ServiceStartError as exc:
+            raise ServiceStartError(str(exc)) from exc
 
     def kill9(self) -> None:
         """SIGKILL: no shutdown hook runs, buffered rows are lost."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=20)
+        self.kill()
 
     def rss_bytes(self) -> int:
         """Resident memory of the process, from /proc (Linux)."""
@@ -105,37 +77,6 @@ class ServiceProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         return 0
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def __enter__(self) -> ServiceProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _wait_ready(self) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServiceStartError(
-                    f"{self.command[3:5]} exited with status "
-                    f"{self.process.returncode}:\n{self.log_text()[-3000:]}"
-                )
-            try:
-                response = httpx.get(f"{self.url}/readyz", timeout=2.0)
-                if response.status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.kill9()
-        raise ServiceStartError(
-            f"service on port {self.port} was not ready after "
-            f"{self.startup_timeout}s:\n{self.log_text()[-3000:]}"
-        )
 
 
 def judge_config(folder: Path, **sections: dict[str, Any]) -> Path:

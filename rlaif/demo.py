@@ -29,13 +29,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.common.process import ServiceProcess
 
 DEFAULT_OUT = Path("runs/demo")
 _LOG_LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d+ (DEBUG|INFO) ")
@@ -107,7 +110,7 @@ class DemoRun:
     options: DemoOptions
     state: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
-    judge: JudgeProcess | None = None
+    judge: ServiceProcess | None = None
 
     @property
     def out(self) -> Path:
@@ -124,7 +127,7 @@ class DemoRun:
         if self.judge is None:
             say("start", "judge_server", "judge server on a free localhost port")
             started = time.monotonic()
-            self.judge = JudgeProcess.start(
+            self.judge = start_judge(
                 self.options.judge_config, self.log("judge_server")
             )
             self.timings["judge_server_start"] = time.monotonic() - started
@@ -200,68 +203,32 @@ def last_line(log_path: Path) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def start_judge(
+    config: Path, log_path: Path, timeout_s: float = 180.0
+) -> ServiceProcess:
+    """The judge server as a child process on a free port, ready."""
+    # services.common pulls in FastAPI and pyarrow: only when a stage needs it.
+    from services.common.process import ServiceProcess, ServiceStartError, free_port
 
-
-@dataclass
-class JudgeProcess:
-    """The judge server as a child process, stopped by `stop()`."""
-
-    process: subprocess.Popen
-    url: str
-    log_path: Path
-
-    @classmethod
-    def start(cls, config: Path, log_path: Path, timeout_s: float = 180.0):
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        argv = [sys.executable, "-m", "rlaif.cli", "judge", "serve"]
-        argv += ["--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-        log = log_path.open("wb")
-        process = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **_CHILD_ENV},
-        )
-        log.close()  # the child holds its own handle
-        judge = cls(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path)
-        judge.wait_ready(timeout_s)
-        return judge
-
-    def wait_ready(self, timeout_s: float) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise DemoError(
-                    f"judge_server failed: exited with {self.process.returncode}: "
-                    f"{last_line(self.log_path)} (log: {self.log_path})"
-                )
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise DemoError(
-            f"judge_server failed: not ready after {timeout_s:.0f}s "
-            f"(log: {self.log_path})"
-        )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    port = free_port()
+    argv = [sys.executable, "-m", "rlaif.cli", "judge", "serve"]
+    argv += ["--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    judge = ServiceProcess(
+        argv,
+        port=port,
+        log_path=log_path,
+        name="judge_server",
+        env=_CHILD_ENV,
+        startup_timeout=timeout_s,
+    )
+    try:
+        return judge.start()
+    except ServiceStartError as exc:
+        if exc.returncode is None:
+            reason = f"not ready after {timeout_s:.0f}s"
+        else:
+            reason = f"exited with {exc.returncode}: {last_line(log_path)}"
+        raise DemoError(f"judge_server failed: {reason} (log: {log_path})") from exc
 
 
 # ---------------------------------------------------------------- stages

@@ -7,16 +7,13 @@ subprocess on a free loopback port, reached with a real HTTP client.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import IO
 
 import httpx
+
+from services.common.process import ServiceProcess, ServiceStartError, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "chat" / "cpu.yaml"
@@ -24,13 +21,6 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "chat" / "cpu.yaml"
 
 class SmokeError(RuntimeError):
     """The service did not start or did not answer; the message has its log."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ask_once(
@@ -53,43 +43,26 @@ def ask_once(
         command += ["--config", str(config)]
     if log_dir is not None:
         command += ["--log-dir", str(log_dir)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    env.pop("RLAIF_CHAT_API_KEY", None)
+    # The key is dropped: this client sends none.
+    env = {"HF_HUB_OFFLINE": "1", "RLAIF_CHAT_API_KEY": None}
 
-    with tempfile.TemporaryFile() as server_log:
-        server = subprocess.Popen(
-            command, stdout=server_log, stderr=subprocess.STDOUT, env=env
+    with tempfile.TemporaryDirectory() as scratch:
+        server = ServiceProcess(
+            command,
+            port=port,
+            log_path=Path(scratch) / "chat.log",
+            name="the chat service",
+            env=env,
+            startup_timeout=startup_timeout,
         )
         try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_ready(url, server, server_log, startup_timeout)
-            return _ask(url, question, max_tokens)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-
-
-def _wait_ready(
-    url: str, server: subprocess.Popen[bytes], log: IO[bytes], timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SmokeError(
-                f"the chat service exited with status {server.returncode}:\n"
-                f"{_tail(log)}"
-            )
+            server.start()
+        except ServiceStartError as exc:
+            raise SmokeError(str(exc)) from exc
         try:
-            if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    raise SmokeError(f"the chat service was not ready after {timeout}s:\n{_tail(log)}")
+            return _ask(server.url, question, max_tokens)
+        finally:
+            server.stop()
 
 
 def _ask(url: str, question: str, max_tokens: int) -> str:
@@ -108,8 +81,3 @@ def _ask(url: str, question: str, max_tokens: int) -> str:
             f"the chat service answered {response.status_code}: {response.text}"
         )
     return str(response.json()["choices"][0]["message"]["content"])
-
-
-def _tail(log: IO[bytes], size: int = 4000) -> str:
-    log.seek(0)
-    return log.read().decode("utf-8", "replace")[-size:]

@@ -1,7 +1,9 @@
 """Parts every service shares: request log, auth, metrics, health, errors.
 
 The judge server and the chat service build their apps from these, so both
-answer errors, keys, health probes and scrapes the same way.
+answer errors, keys, health probes and scrapes the same way. The tests, the
+demo and the reliability checks start those services as child processes
+with :mod:`services.common.process`.
 """
 
 from services.common.auth import ApiKeyMiddleware, require_api_key

@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+
+from services.common.process import ServiceProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_CONFIG = REPO / "configs" / "prometheus" / "prometheus.yml"
@@ -61,79 +59,46 @@ QUESTIONS = [
 # -- processes ---------------------------------------------------------------
 
 
-@dataclass
-class Service:
-    """A process this test started, with its log for failure messages."""
-
-    name: str
-    process: subprocess.Popen
-    log: Path
-
-    def tail(self, lines: int = 40) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return f"--- {self.name} ({self.log}) ---\n" + "\n".join(
-            text.splitlines()[-lines:]
-        )
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL: its own process group, nothing else."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+CHILD_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": "1",
+    "PYTHONUNBUFFERED": "1",
+}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def start(
+    name: str,
+    command: list[str],
+    ports: dict[str, int],
+    log_dir: Path,
+    cwd: Path = REPO,
+    ready_path: str = "/readyz",
+) -> ServiceProcess:
+    """Launch without waiting, so the services boot side by side."""
+    service = ServiceProcess(
+        command,
+        port=ports[name],
+        log_path=log_dir / f"{name}.log",
+        name=name,
+        ready_path=ready_path,
+        env=CHILD_ENV,
+        cwd=cwd,
+        startup_timeout=READY_TIMEOUT_S,
+        # SIGTERM and SIGKILL reach its own process group, nothing else.
+        own_process_group=True,
+    )
+    return service.launch()
 
 
-def child_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def start(name: str, command: list[str], log_dir: Path, cwd: Path = REPO) -> Service:
-    log = log_dir / f"{name}.log"
-    with log.open("wb") as stream:
-        process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-            env=child_env(),
-            start_new_session=True,
-        )
-    return Service(name, process, log)
+def tail(service: ServiceProcess, lines: int = 40) -> str:
+    return f"--- {service.name} ({service.log_path}) ---\n" + service.log_tail(lines)
 
 
 def rlaif(*args: str) -> list[str]:
     """The `rlaif` console script, run by this interpreter."""
     return [sys.executable, "-m", "rlaif.cli", *args]
-
-
-def wait_until_ready(service: Service, address: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if service.process.poll() is not None:
-            pytest.fail(f"{service.name} exited early\n{service.tail()}")
-        try:
-            if httpx.get(address, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"{service.name} not ready at {address}\n{service.tail()}")
 
 
 # -- fixtures ----------------------------------------------------------------
@@ -183,15 +148,18 @@ def stack(tmp_path_factory, tiny_policy, prometheus_binaries):
     work = tmp_path_factory.mktemp("stack")
     names = ("judge", "judge_llm", "chat", "trainer", "prometheus")
     ports = {name: free_port() for name in names}
-    services: list[Service] = []
+    services: list[ServiceProcess] = []
     try:
         for name, config in judge_configs(base, work).items():
-            services.append(start(name, judge_command(ports[name], config), work))
-        chat = start("chat", chat_command(ports["chat"], base, adapter, work), work)
+            command = judge_command(ports[name], config)
+            services.append(start(name, command, ports, work))
+        command = chat_command(ports["chat"], base, adapter, work)
+        chat = start("chat", command, ports, work)
         services.append(chat)
         for judge in services[:2]:
-            wait_until_ready(judge, f"{url(ports, judge.name)}/readyz", READY_TIMEOUT_S)
-        services.append(start("trainer", train_command(ports, base, work), work))
+            judge.wait_ready()
+        command = train_command(ports, base, work)
+        services.append(start("trainer", command, ports, work))
         config_file = work / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(scrape_config(ports)))
         subprocess.run([promtool, "check", "config", str(config_file)], check=True)
@@ -203,12 +171,14 @@ def stack(tmp_path_factory, tiny_policy, prometheus_binaries):
                 f"--storage.tsdb.path={work / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
             ],
+            ports,
             work,
             cwd=work,
+            ready_path="/-/ready",
         )
         services.append(prometheus)
-        wait_until_ready(chat, f"{url(ports, 'chat')}/readyz", READY_TIMEOUT_S)
-        wait_until_ready(prometheus, f"{url(ports, 'prometheus')}/-/ready", 30)
+        chat.wait_ready()
+        prometheus.wait_ready(30)
         yield {"ports": ports, "services": services}
     finally:
         for service in reversed(services):
@@ -439,13 +409,13 @@ def test_every_dashboard_expression_returns_data(stack):
                 break
             for service in stack["services"]:
                 if service.process.poll() is not None:
-                    pytest.fail(f"{service.name} exited\n{service.tail()}")
+                    pytest.fail(f"{service.name} exited\n{tail(service)}")
             time.sleep(2)
         gpu_only = [(q, query(port, q[2])) for q in queries if q not in needs_data]
     finally:
         traffic.stop()
 
-    logs = "\n".join(s.tail(15) for s in stack["services"])
+    logs = "\n".join(tail(s, 15) for s in stack["services"])
     assert not empty, (
         "no data for:\n"
         + "\n".join(f"  {d} / {title}: {expr}" for d, title, expr in empty)

@@ -51,7 +51,7 @@ def service(
     from services.chat.api import build_app
     from services.chat.backends.transformers_backend import TransformersBackend
     from services.chat.config import ChatSettings
-    from services.chat.smoke import free_port
+    from services.common.process import free_port
 
     log_dir = tmp_path_factory.mktemp("logs")
     settings = ChatSettings(

@@ -106,46 +106,24 @@ JUDGE_CONFIG = REPO / "configs" / "judge" / "cpu.yaml"
 @pytest.fixture(scope="session")
 def real_judge_url(tmp_path_factory):
     """The project's own judge server (CPU backend) in a subprocess."""
-    import subprocess
     import sys
-    import time
 
-    import httpx
-    from trainer_fakes import free_port
+    from services.common.process import ServiceProcess, free_port
 
     if not JUDGE_CONFIG.is_file():
         pytest.skip(f"the real judge is not built yet: {JUDGE_CONFIG} is missing")
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "rlaif.cli",
-        "judge",
-        "serve",
-        "--config",
-        str(JUDGE_CONFIG),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, cwd=REPO, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"judge server exited with {process.returncode}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("judge server not ready within 180 s")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    command = [sys.executable, "-m", "rlaif.cli", "judge", "serve"]
+    command += ["--config", str(JUDGE_CONFIG), "--host", "127.0.0.1"]
+    command += ["--port", str(port)]
+    judge = ServiceProcess(
+        command,
+        port=port,
+        log_path=tmp_path_factory.mktemp("real-judge") / "judge.log",
+        name="judge serve",
+        env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+        cwd=REPO,
+        stop_timeout=20.0,
+    )
+    with judge:
+        yield judge.url

@@ -9,13 +9,14 @@ after N requests, garbage bodies, invalid scores) and records every text.
 from __future__ import annotations
 
 import math
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+
+from services.common.process import free_port
 
 MEAT = ("chicken", "beef", "pork", "fish", "bacon", "lamb", "anchov")
 
@@ -109,12 +110,6 @@ def build_fake_judge(state: JudgeState):
         return {"rubric": body["rubric"], "judge": "fake-keyword", "results": results}
 
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServerThread:
