@@ -54,6 +54,10 @@ class TooManyTextsError(BadRequestError):
     """More texts in one request than ``limits.max_texts_per_request``."""
 
 
+class QueryPromptMismatchError(BadRequestError):
+    """A ``/get_reward`` query that does not continue its prompt."""
+
+
 class UnknownRubricError(NotFoundError):
     """The request names a rubric the server has not loaded."""
 

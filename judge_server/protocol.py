@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
+# A text of only whitespace has nothing to judge: refused (400), never scored.
+NonEmptyText = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
 
 
 class _Body(BaseModel):

@@ -18,7 +18,12 @@ import pyarrow as pa
 from judge_server.backends.base import JudgeBackend, JudgeRequest
 from judge_server.batcher import MicroBatcher
 from judge_server.config import JudgeConfig
-from judge_server.errors import TextTooLongError, TooManyTextsError, UnknownRubricError
+from judge_server.errors import (
+    QueryPromptMismatchError,
+    TextTooLongError,
+    TooManyTextsError,
+    UnknownRubricError,
+)
 from judge_server.metrics import JudgeMetrics
 from judge_server.protocol import (
     RewardRequest,
@@ -151,8 +156,10 @@ class JudgeService:
         rubric = self._rubric(request.rubric)
         prompts = request.prompts or [None] * len(request.query)
         pairs = [
-            _split_query(query, prompt)
-            for query, prompt in zip(request.query, prompts, strict=True)
+            _split_query(index, query, prompt)
+            for index, (query, prompt) in enumerate(
+                zip(request.query, prompts, strict=True)
+            )
         ]
         results = await self.score_pairs(rubric, pairs, request_id)
         return RewardResponse(
@@ -240,8 +247,20 @@ class JudgeService:
                 )
 
 
-def _split_query(query: str, prompt: str | None) -> tuple[str | None, str]:
-    """OpenRLHF sends prompt + response; judge the response part only."""
-    if prompt and query.startswith(prompt) and len(query) > len(prompt):
-        return prompt, query[len(prompt) :]
-    return prompt, query
+def _split_query(index: int, query: str, prompt: str | None) -> tuple[str | None, str]:
+    """OpenRLHF sends prompt + response; judge the response part only.
+
+    A query that does not continue its prompt, or adds nothing to it, is
+    refused: judging the whole query would score the user's words (a
+    question about bacon) as if the assistant had written them.
+    """
+    if not prompt:
+        return None, query
+    response = query[len(prompt) :] if query.startswith(prompt) else None
+    if response is None or not response.strip():
+        problem = "does not start with" if response is None else "adds nothing to"
+        raise QueryPromptMismatchError(
+            f"query[{index}] {problem} prompts[{index}]: send each query as "
+            "its prompt followed by the response, or omit prompts"
+        )
+    return prompt, response

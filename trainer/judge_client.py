@@ -95,6 +95,11 @@ class _RetryableJudgeError(Exception):
         self.retry_after = retry_after
 
 
+BLANK_RESULT = JudgeResult(
+    score=None, reward=None, valid=False, raw="", error="empty response"
+)
+
+
 @dataclass
 class JudgeClientStats:
     """Counters since the client was made (read by trainer metrics)."""
@@ -161,9 +166,19 @@ class JudgeClient:
                 f"score() got {len(texts)} texts but {len(prompts)} prompts: "
                 "pass one prompt per text or none"
             )
-        results = await self._score_all(list(texts), prompts)
-        if self.retry_invalid:
-            results = await self._rescore_invalid(list(texts), prompts, results)
+        # The judge refuses blank texts (400); a policy that answers nothing
+        # gets an invalid result here instead, which the caller's invalid
+        # policy handles, rather than failing the whole batch.
+        keep = [i for i, text in enumerate(texts) if text.strip()]
+        results = [BLANK_RESULT] * len(texts)
+        if keep:
+            sent = [texts[i] for i in keep]
+            sent_prompts = None if prompts is None else [prompts[i] for i in keep]
+            judged = await self._score_all(sent, sent_prompts)
+            if self.retry_invalid:
+                judged = await self._rescore_invalid(sent, sent_prompts, judged)
+            for index, result in zip(keep, judged, strict=True):
+                results[index] = result
         return results
 
     def score_sync(

@@ -109,6 +109,8 @@ def test_rubrics_route_lists_the_default(client):
         ({"texts": []}, 400, "'texts' is empty"),
         ({"texts": ["a"], "items": [{"response": "b"}]}, 400, "exactly one"),
         ({"texts": ["ok", ""]}, 400, "texts.1"),
+        ({"texts": ["ok", " \n\t"]}, 400, "texts.1"),
+        ({"items": [{"prompt": "q", "response": "   "}]}, 400, "items.0.response"),
         ({"texts": "tofu curry"}, 400, "texts"),
         ({"texts": ["a"] * 9}, 400, "limit is 8"),
         ({"texts": ["x" * 501]}, 400, "limit is 500"),
@@ -129,6 +131,18 @@ def test_malformed_json_and_non_objects_are_400(client):
     )
     assert "JSON object" in error_of(client.post("/v1/score", content=b"texts=a"), 400)
     assert "JSON object" in error_of(client.post("/get_reward", json=["a"]), 400)
+
+
+@pytest.mark.parametrize(
+    ("query", "prompt", "fragment"),
+    [
+        ("Q: I love bacon\nA: lentil soup", "Q: I like bacon\nA: ", "does not start"),
+        ("Q: dinner?\nA: ", "Q: dinner?\nA: ", "adds nothing to"),
+    ],
+)
+def test_get_reward_never_judges_the_users_words(client, query, prompt, fragment):
+    body = {"query": [query], "prompts": [prompt]}
+    assert fragment in error_of(client.post("/get_reward", json=body), 400)
 
 
 def test_get_reward_validation(client):

@@ -54,14 +54,27 @@ def test_chunked_batch_comes_back_in_request_order_across_round_robin_urls():
     client = _client(
         ["http://judge-a", "http://judge-b"], _echo_transport(seen), max_batch=3
     )
-    texts = ["x" * n for n in range(10)]
+    texts = ["x" * n for n in range(1, 11)]
 
     results = client.score_sync(texts)
     client.close()
 
-    assert [r.reward for r in results] == [float(n) for n in range(10)]
+    assert [r.reward for r in results] == [float(n) for n in range(1, 11)]
     assert sorted(len(batch) for _, batch in seen) == [1, 3, 3, 3]
     assert {host for host, _ in seen} == {"judge-a", "judge-b"}
+
+
+def test_blank_responses_are_invalid_locally_and_never_sent():
+    seen: list = []
+    client = _client(["http://judge"], _echo_transport(seen))
+
+    results = client.score_sync(["ab", "", " \n", "abcd"])
+    client.close()
+
+    assert [r.reward for r in results] == [2.0, None, None, 4.0]
+    assert [r.valid for r in results] == [True, False, False, True]
+    assert results[1].error == "empty response"
+    assert [batch for _, batch in seen] == [["ab", "abcd"]]
 
 
 def test_503_with_retry_after_is_retried_until_the_judge_answers():
