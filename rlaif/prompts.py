@@ -161,6 +161,11 @@ def write_sets(out_dir: Path, sets: PromptSets) -> None:
 def generate(args: argparse.Namespace) -> int:
     from rlaif.prompt_sources import load_topics
 
+    if args.n_train < 1 or args.n_holdout < 0:
+        raise PromptSetError(
+            f"--n-train {args.n_train} --n-holdout {args.n_holdout}: ask for at "
+            "least one training question and zero or more hold-out questions"
+        )
     topics = load_topics(args.topics)
     needed = args.n_train + args.n_holdout
     exclude = [q for path in args.exclude or () for q in read_questions(path)]
@@ -208,8 +213,12 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--topics", type=Path, default=Path("configs/prompts/topics.txt")
     )
-    parser.add_argument("--n-train", type=int, default=1000)
-    parser.add_argument("--n-holdout", type=int, default=100)
+    parser.add_argument(
+        "--n-train", type=int, default=1000, help="Training questions (default 1000)."
+    )
+    parser.add_argument(
+        "--n-holdout", type=int, default=100, help="Hold-out questions (default 100)."
+    )
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

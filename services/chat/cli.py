@@ -39,7 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--base", type=Path, help="Base model folder (overrides config)."
     )
     serve.add_argument("--host", help="Interface to bind (default 127.0.0.1).")
-    serve.add_argument("--port", type=int, help="TCP port (default 8000).")
+    serve.add_argument(
+        "--port",
+        type=int,
+        help="TCP port (default: the config's port, 8002 in cpu.yaml).",
+    )
     serve.add_argument("--log-dir", type=Path, help="Root of the Parquet request log.")
     serve.set_defaults(handler=serve_command)
 

@@ -52,3 +52,12 @@ def test_missing_topics_file_is_a_clear_error(tmp_path, capsys):
     argv += ["--out-dir", str(tmp_path / "out")]
     assert main(argv) == 2
     assert "cannot read topics file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("n_train", "n_holdout"), [("0", "10"), ("10", "-5")])
+def test_impossible_counts_are_refused_before_any_work(tmp_path, n_train, n_holdout):
+    argv = ["prompts", "generate", "--n-train", n_train, "--n-holdout", n_holdout]
+    argv += ["--out-dir", str(tmp_path / "out")]
+
+    assert main(argv) == 2
+    assert not (tmp_path / "out").exists()
