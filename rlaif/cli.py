@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request at INFO: noise next to our own progress lines.
+    if args.log_level.upper() != "DEBUG":
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return int(args.handler(args) or 0)
     except USER_ERRORS as exc:
