@@ -72,9 +72,12 @@ def test_judge_sees_exactly_each_response_of_a_left_padded_batch(tokenizer, fake
         model, torch.cat([queries, resp], 1), tokenizer.pad_token_id, queries.shape[1]
     )
 
-    assert state.seen == texts
+    # The empty answer is invalid without asking the judge: it gets the
+    # configured invalid penalty, never a score.
+    assert state.seen == [t for t in texts if t]
     expected = [math.log(keyword_score(t) / (1 - keyword_score(t))) for t in texts]
     expected[1] -= EOS_PENALTY  # "grilled chicken" never reached EOS
+    expected[2] = -3.0  # invalid_penalty
     assert scores.tolist() == pytest.approx(expected, abs=1e-6)
     samples = model.judge.rewards.step.samples
     assert [s["prompt"] for s in samples] == [p.question for p in chosen]
