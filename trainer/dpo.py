@@ -35,6 +35,7 @@ from trainer.models import NON_REENTRANT, load_policy, load_tokenizer, lora_conf
 from trainer.monitor import RunMonitor, quiet_trl_progress
 from trainer.pairs import PreferencePair, read_pairs
 from trainer.prompts import chat_messages
+from trainer.trl_run import TrainerRun
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class DPOMonitor(RunMonitor):
         """Nothing is sampled during DPO, so there is no samples.parquet."""
 
 
-class DPORun:
+class DPORun(TrainerRun):
     """Builds TRL's DPOTrainer from the shared config and a list of pairs."""
 
     def __init__(
@@ -156,19 +157,6 @@ class DPORun:
             callbacks=callbacks,
         )
         quiet_trl_progress(self.trainer)
-
-    @property
-    def policy(self):
-        return self.trainer.accelerator.unwrap_model(self.trainer.model)
-
-    @property
-    def global_step(self) -> int:
-        return self.trainer.state.global_step
-
-    def train(self, resume_from: Path | None = None) -> None:
-        self.trainer.train(
-            resume_from_checkpoint=str(resume_from) if resume_from else None
-        )
 
 
 def refuse_adapter_as_base(config: TrainConfig) -> None:

@@ -25,6 +25,7 @@ from trainer.models import load_policy, lora_config
 from trainer.monitor import quiet_trl_progress
 from trainer.prompts import RenderedPrompt, chat_messages
 from trainer.rewards import JudgeRewards, decode_response
+from trainer.trl_run import TrainerRun
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class _FlushOnSave(TrainerCallback):
         self.action()
 
 
-class GroupRun:
+class GroupRun(TrainerRun):
     """Builds a GRPO or RLOO trainer from the shared config."""
 
     def __init__(
@@ -92,19 +93,6 @@ class GroupRun:
             callbacks=callbacks,
         )
         quiet_trl_progress(self.trainer)
-
-    @property
-    def policy(self):
-        return self.trainer.accelerator.unwrap_model(self.trainer.model)
-
-    @property
-    def global_step(self) -> int:
-        return self.trainer.state.global_step
-
-    def train(self, resume_from: Path | None = None) -> None:
-        self.trainer.train(
-            resume_from_checkpoint=str(resume_from) if resume_from else None
-        )
 
     def save_checkpoint(self) -> Path:
         """A checkpoint now, e.g. before stopping on a judge outage."""
