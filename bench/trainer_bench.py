@@ -155,16 +155,13 @@ def _row(name, value, unit, goal, note) -> dict:
 
 
 def _tiny_policy(work: Path) -> tuple[Path, Path]:
-    from rlaif.tiny_model import init_tiny_llama, train_tokenizer
+    from rlaif.tiny_model import save_tiny_llama
 
     corpus = REPO / "data" / "food_qa.jsonl"
     rows = [json.loads(line) for line in corpus.read_text().splitlines() if line]
     texts = [f"{row['question']} {row['answer']}" for row in rows[:2000]]
-    tokenizer = train_tokenizer(texts, vocab_size=1024)
-    model = init_tiny_llama(tokenizer, seed=0)
     path = work / "policy"
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    save_tiny_llama(path, texts, vocab_size=1024)
     questions = work / "train.txt"
     questions.write_text("\n".join(str(row.get("question", "")) for row in rows[:64]))
     return path, questions

@@ -115,21 +115,10 @@ def build_tiny_base(folder: Path) -> Path:
         return folder
     import torch
 
-    from rlaif.tiny_model import TinyLlamaShape, init_tiny_llama, train_tokenizer
+    from rlaif.tiny_model import MICRO_SHAPE, save_tiny_llama
 
     torch.set_num_threads(1)
-    tokenizer = train_tokenizer(TINY_CORPUS * 8, vocab_size=320)
-    shape = TinyLlamaShape(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-    )
-    model = init_tiny_llama(tokenizer, shape, seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    save_tiny_llama(folder, TINY_CORPUS * 8, vocab_size=320, shape=MICRO_SHAPE)
     return folder
 
 

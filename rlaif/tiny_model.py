@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -107,3 +108,36 @@ def init_tiny_llama(
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+# The smallest shape the tests use: builds in well under a second.
+MICRO_SHAPE = TinyLlamaShape(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=2,
+)
+
+
+def save_tiny_llama(
+    folder: Path,
+    texts: Iterable[str],
+    *,
+    vocab_size: int = 2048,
+    shape: TinyLlamaShape | None = None,
+    model_max_length: int | None = None,
+    seed: int = 0,
+) -> tuple[PreTrainedTokenizerFast, LlamaForCausalLM]:
+    """Train a tokenizer on `texts`, build a tiny Llama, save both to `folder`.
+
+    `model_max_length` raises the tokenizer's limit for prompts longer than
+    its default 512 tokens (a judge rubric in a small vocabulary, say).
+    """
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
+    if model_max_length is not None:
+        tokenizer.model_max_length = model_max_length
+    model = init_tiny_llama(tokenizer, shape, seed=seed)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return tokenizer, model

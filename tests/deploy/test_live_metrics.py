@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -115,26 +116,20 @@ def tiny_policy(tmp_path_factory) -> tuple[Path, Path]:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from rlaif.tiny_model import TinyLlamaShape, init_tiny_llama, train_tokenizer
+    from rlaif.tiny_model import MICRO_SHAPE, save_tiny_llama
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("policy")
     base, adapter = root / "base", root / "adapter"
-    tokenizer = train_tokenizer(CORPUS * 4 + QUESTIONS, vocab_size=320)
     # The long context fits the judge's rubric prompt, which this small
     # vocabulary splits into many tokens.
-    tokenizer.model_max_length = 2048
-    shape = TinyLlamaShape(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
+    _, model = save_tiny_llama(
+        base,
+        CORPUS * 4 + QUESTIONS,
+        vocab_size=320,
+        shape=replace(MICRO_SHAPE, max_position_embeddings=2048),
+        model_max_length=2048,
     )
-    model = init_tiny_llama(tokenizer, shape, seed=0)
-    model.save_pretrained(base)
-    tokenizer.save_pretrained(base)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
     get_peft_model(model, lora).save_pretrained(adapter)
     return base, adapter

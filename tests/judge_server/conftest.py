@@ -1,5 +1,6 @@
 import asyncio
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def embedding_backend(rubrics):
 @pytest.fixture(scope="session")
 def tiny_judge_dir(tmp_path_factory):
     """A tiny random Llama and its tokenizer saved like a hub model."""
-    from rlaif.tiny_model import TinyLlamaShape, init_tiny_llama, train_tokenizer
+    from rlaif.tiny_model import MICRO_SHAPE, save_tiny_llama
 
     corpus = [
         "Score the text between the markers. Reply with the score first.",
@@ -37,18 +38,8 @@ def tiny_judge_dir(tmp_path_factory):
         "Try a chickpea curry with rice. Try a chicken curry with rice.",
         "You are a judge who specialises in vegetarian cuisine.",
     ] * 20
-    tokenizer = train_tokenizer(corpus, vocab_size=400)
-    tokenizer.model_max_length = 2048
-    shape = TinyLlamaShape(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-    )
-    model = init_tiny_llama(tokenizer, shape, seed=0)
+    # One layer; the long context fits the rubric prompt in a small vocabulary.
+    shape = replace(MICRO_SHAPE, num_hidden_layers=1, max_position_embeddings=2048)
     folder = tmp_path_factory.mktemp("tiny-judge")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    save_tiny_llama(folder, corpus, vocab_size=400, shape=shape, model_max_length=2048)
     return folder

@@ -17,21 +17,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """A ~100k-parameter Llama and its tokenizer, saved in HF format."""
     import torch
 
-    from rlaif.tiny_model import TinyLlamaShape, init_tiny_llama, train_tokenizer
+    from rlaif.tiny_model import MICRO_SHAPE, save_tiny_llama
 
     torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("tiny-policy")
-    tokenizer = train_tokenizer(CORPUS * 4 + QUESTIONS, vocab_size=320)
-    shape = TinyLlamaShape(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-    )
-    model = init_tiny_llama(tokenizer, shape, seed=0)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    save_tiny_llama(path, CORPUS * 4 + QUESTIONS, vocab_size=320, shape=MICRO_SHAPE)
     return path
 
 
