@@ -301,23 +301,39 @@ def stage_train(run: DemoRun) -> dict:
             "optim.micro_batch_size=4",
         ]
     run.command("train", argv)
+    return finished_summary(run, "train", out)
+
+
+def finished_summary(run: DemoRun, stage: str, out: Path) -> dict:
+    """A training run's summary.json (less its config); DemoError unless done."""
     summary = json.loads((out / "summary.json").read_text())
-    if summary.get("status") not in (None, "completed", "finished", "done"):
+    if summary.get("status") != "completed":
         raise DemoError(
-            f"train failed: status {summary.get('status')!r}: {summary.get('error')} "
-            f"(log: {run.log('train')})"
+            f"{stage} failed: status {summary.get('status')!r}: "
+            f"{summary.get('error')} (log: {run.log(stage)})"
         )
     return {key: value for key, value in summary.items() if key != "config"}
 
 
-def stage_eval(run: DemoRun) -> dict:
+def evaluate_adapter(run: DemoRun, stage: str, adapter: str, out_name: str) -> dict:
+    """`rlaif eval` of base vs `adapter` on the hold-out; the parsed JSON."""
     options, sizes = run.options, run.options.sizes
-    argv = ["eval", "--base", str(run.path("base")), "--adapter", str(run.path("ppo"))]
+    argv = [
+        "eval",
+        "--base",
+        str(run.path("base")),
+        "--adapter",
+        str(run.path(adapter)),
+    ]
     argv += ["--questions", str(run.path("prompts/holdout.txt"))]
-    argv += ["--judge-url", run.judge_url(), "--out", str(run.path("eval.json"))]
+    argv += ["--judge-url", run.judge_url(), "--out", str(run.path(out_name))]
     argv += ["--seed", str(options.seed), "--max-new-tokens", str(sizes["tokens"])]
-    run.command("eval", argv)
-    evaluation = json.loads(run.path("eval.json").read_text())
+    run.command(stage, argv)
+    return json.loads(run.path(out_name).read_text())
+
+
+def stage_eval(run: DemoRun) -> dict:
+    evaluation = evaluate_adapter(run, "eval", "ppo", "eval.json")
     return {"base": evaluation["base"], "tuned": evaluation["tuned"]}
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from rlaif.demo import DemoError, DemoRun, Stage
+from rlaif.demo import DemoRun, Stage, evaluate_adapter, finished_summary
 
 # --quick: a handful of prompts and two optimiser steps, to test the plumbing.
 QUICK_PROMPTS = 24
@@ -47,23 +47,11 @@ def stage_dpo_train(run: DemoRun) -> dict:
     if options.quick:
         argv += ["--max-steps", str(QUICK_STEPS)]
     run.command("dpo_train", argv)
-    summary = json.loads((out / "summary.json").read_text())
-    if summary.get("status") != "completed":
-        raise DemoError(
-            f"dpo_train failed: status {summary.get('status')!r}: "
-            f"{summary.get('error')} (log: {run.log('dpo_train')})"
-        )
-    return {key: value for key, value in summary.items() if key != "config"}
+    return finished_summary(run, "dpo_train", out)
 
 
 def stage_dpo_eval(run: DemoRun) -> dict:
-    options, sizes = run.options, run.options.sizes
-    argv = ["eval", "--base", str(run.path("base")), "--adapter", str(run.path("dpo"))]
-    argv += ["--questions", str(run.path("prompts/holdout.txt"))]
-    argv += ["--judge-url", run.judge_url(), "--out", str(run.path("eval_dpo.json"))]
-    argv += ["--seed", str(options.seed), "--max-new-tokens", str(sizes["tokens"])]
-    run.command("dpo_eval", argv)
-    evaluation = json.loads(run.path("eval_dpo.json").read_text())
+    evaluation = evaluate_adapter(run, "dpo_eval", "dpo", "eval_dpo.json")
     return {"base": evaluation["base"], "dpo": evaluation["tuned"]}
 
 
